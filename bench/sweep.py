@@ -151,9 +151,14 @@ def finish(base: BenchConfig) -> None:
     df = results.consolidate(directory)
     if df.empty:
         return
-    outputs = regenerate(directory)
     print_summary(df)
-    console.print(f"results: {directory / results.CSV_NAME}, report: {outputs.get('report', directory / 'report.md')}")
+    try:
+        report = regenerate(directory)["report"]
+    except Exception as error:  # noqa: BLE001 - the measured rows are safe; figures can be redone with `plot`
+        console.print(f"[red]figures/report failed[/red] ({type(error).__name__}: {error}); the results are saved, "
+                      f"retry with: python -m bench report {directory}")
+        report = None
+    console.print(f"results: {directory / results.CSV_NAME}" + (f", report: {report}" if report else ""))
 
 
 def print_summary(df) -> None:
