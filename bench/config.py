@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -108,21 +108,22 @@ def _parse(overrides: list[str]) -> list:
     return parsed
 
 
-def _check_override_keys(overrides: list[str]) -> None:
+def _check_override_keys(overrides: list[str], known: set[str] = KNOWN_KEYS, groups: tuple[str, ...] = GROUPS,
+                         what: str = "key") -> None:
     """Name an unknown key or group option ourselves: Hydra's messages are multi-line."""
     for override in _parse(overrides):
         key = override.key_or_group
         if key.startswith("hydra") or key.startswith("+") or override.package:
             continue
-        if key in GROUPS:
+        if key in groups:
             options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
             values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
             for value in values:
                 if str(value) not in options:
                     raise ConfigError(f"{key}={value}: unknown {key}; choose from {', '.join(options)}")
-        elif key not in KNOWN_KEYS:
-            hint = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
-            raise ConfigError(f"{override.input_line}: unknown key {key!r}"
+        elif key not in known:
+            hint = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ConfigError(f"{override.input_line}: unknown {what} {key!r}"
                               + (f" (did you mean {hint[0]}?)" if hint else ""))
 
 
@@ -134,11 +135,11 @@ def _one_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0]
 
 
-def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+def _compose(overrides: list[str], with_hydra: bool = False, config_name: str = "config") -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=overrides, return_hydra_config=with_hydra)
+            return compose(config_name, overrides=overrides, return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         raise ConfigError(_one_line(error)) from None
     finally:
@@ -239,6 +240,7 @@ def expand_sweep(overrides: list[str]) -> tuple[BenchConfig, list[BenchConfig]]:
     return base, points
 
 
-def as_dict(cfg: BenchConfig) -> dict[str, Any]:
-    """Plain dict of a config (for JSON and for the worker process)."""
-    return asdict(cfg)
+def compose_checked(config_name: str, overrides: list[str], known: set[str], what: str) -> dict[str, Any]:
+    """Another primary config of conf/ (e.g. `estimate/bert_base`) with checked plain overrides, as a dict."""
+    _check_override_keys(overrides, known, groups=(), what=what)
+    return OmegaConf.to_container(_compose(overrides, config_name=config_name), resolve=True)
