@@ -161,6 +161,19 @@ def finish(base: BenchConfig) -> None:
     console.print(f"results: {directory / results.CSV_NAME}" + (f", report: {report}" if report else ""))
 
 
+def _print_crossovers(df) -> None:
+    """The answer users came for, in one line per configuration: where LRT and Linformer cross."""
+    from bench.analysis import find_crossovers
+
+    try:
+        crossovers = find_crossovers(df)
+    except (KeyError, ValueError):  # too few models or points to compare
+        return
+    lines = crossovers[crossovers["pair"].astype(str).str.contains("lrt vs linformer")]
+    for _, row in lines.iterrows():
+        console.print(f"crossover ({row['attention_impl']}, batch {row['batch_size']}, {row['mode']}): {row['description']}")
+
+
 def print_summary(df) -> None:
     """Median latency (ms) per model × seq_len, one table per attention_impl/batch/mode/dtype."""
     ok = df[df["status"] == "ok"]
@@ -173,6 +186,7 @@ def print_summary(df) -> None:
         for seq_len, row in pivot.iterrows():
             table.add_row(str(seq_len), *(f"{v:.2f}" if v == v else "—" for v in row))
         console.print(table)
+    _print_crossovers(df)
     failed = df[df["status"] != "ok"]
     if len(failed):
         console.print(f"[red]{len(failed)} failed points[/red] (status and error are in their rows)")
