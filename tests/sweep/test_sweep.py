@@ -69,6 +69,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert set(results.load(tmp_path / "smoke")["status"]) == {"ok"}
 
 
+@pytest.mark.slow
 def test_oom_kill_and_timeout_are_their_own_statuses(tmp_path):
     bench("sweep", *FAST, f"results_dir={tmp_path}", "model=vanilla", "seq_len=64,256", "fail_at=kill:64", "energy=false")
     bench("sweep", *FAST, f"results_dir={tmp_path}", "model=lrt", "seq_len=64,256", "fail_at=hang:256",
@@ -95,6 +96,7 @@ def test_kill_9_mid_sweep_then_rerun_gives_one_row_per_point(tmp_path):
     assert not list((tmp_path / "smoke" / "points").glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_gives_the_same_rows(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     common = ["sweep=smoke", "model=vanilla,lrt", "seq_len=64", "energy=false", "min_run_time_s=0.02", "min_runs=2"]
