@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # `python -m bench estimate | head`: the reader left, nothing to report
+        sys.stderr.close()
+        sys.exit(0)
 
 
 if __name__ == "__main__":

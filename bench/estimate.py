@@ -45,6 +45,7 @@ from bench.measure.flops import TRAIN_FLOPS_MULTIPLIER, flop_breakdown
 from bench.models import MODELS, PRESETS, EncoderConfig, break_even_rank, make_config
 from bench.results import load as load_results
 from bench.results import normalize
+from bench.report import markdown_table
 
 #: International avoirdupois pound in kg (exact by definition, 1959 international yard and pound agreement).
 LBS_TO_KG = 0.45359237
@@ -590,12 +591,6 @@ def _crossing_line(result: EstimateResult) -> str:
     return f"LRT saves ≥ {pct} (analytic) for every rank ≤ {result.rank_at_threshold}."
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "|".join("---" for _ in frame.columns) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as plain dicts with full precision (to_json rounds to 10 digits) and NaN as None (strict JSON)."""
     return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
@@ -621,7 +616,7 @@ def render(result: EstimateResult, fmt: str | None = None) -> str:
     parts = []
     for title, frame in _sections(result):
         if markdown:
-            parts.append(f"### {title}\n\n{_markdown_table(frame)}")
+            parts.append(f"### {title}\n\n{markdown_table(frame)}")
         else:
             parts.append(f"{title}\n{frame.to_string(index=False)}")
     parts.append(_crossing_line(result))
