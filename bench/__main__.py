@@ -49,18 +49,22 @@ def _print_point(row: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    def num(key: str, spec: str) -> str:
+        value = row.get(key)
+        return "—" if value is None or value != value else format(value, spec)
+
     table = Table(title=f"{row['model']} · n={row['seq_len']} · batch={row['batch_size']} · {row['mode']} · "
                         f"{row['attention_impl']} · {row['device']} {row['dtype']}", show_header=False)
-    shown = [("status", row["status"]), ("error", row.get("error")), ("params", f"{row['params']:,}"),
-             ("FLOPs / step", f"{row['flops']:.3e}")]
+    shown = [("status", row["status"]), ("error", row.get("error")), ("params", num("params", ",")),
+             ("FLOPs / step", num("flops", ".3e"))]
     if row["status"] == "ok":
-        shown += [("latency (median)", f"{row['latency_ms']:.3f} ms  (IQR {row['latency_iqr_ms']:.3f}, "
-                                       f"p90 {row['latency_p90_ms']:.3f}, {row['latency_runs']} runs)"),
-                  ("throughput", f"{row['tokens_per_s']:,.0f} tokens/s, {row['achieved_gflops']:.1f} GFLOP/s "
-                                 f"({row['fraction_of_peak']:.0%} of this device's matmul peak)"),
-                  ("peak memory", f"{row.get('peak_mem_mb', float('nan')):.1f} MiB ({row.get('memory_method')})"),
-                  ("energy / step", f"{row.get('energy_kwh', float('nan')):.3e} kWh, {row.get('co2_kg', float('nan')):.3e} "
-                                    f"kg CO2e ({row.get('energy_source')}, {row.get('country_iso_code')})"),
+        shown += [("latency (median)", f"{num('latency_ms', '.3f')} ms  (IQR {num('latency_iqr_ms', '.3f')}, "
+                                       f"p90 {num('latency_p90_ms', '.3f')}, {row['latency_runs']} runs)"),
+                  ("throughput", f"{num('tokens_per_s', ',.0f')} tokens/s, {num('achieved_gflops', '.1f')} GFLOP/s "
+                                 f"({num('fraction_of_peak', '.0%')} of this device's matmul peak)"),
+                  ("peak memory", f"{num('peak_mem_mb', '.1f')} MiB ({row.get('memory_method') or 'not measured'})"),
+                  ("energy / step", f"{num('energy_kwh', '.3e')} kWh, {num('co2_kg', '.3e')} kg CO2e "
+                                    f"({row.get('energy_source') or 'not measured'}, {row.get('country_iso_code')})"),
                   ("device", row.get("device_name"))]
     for name, value in shown:
         if value is not None:

@@ -59,7 +59,13 @@ _PEAKS: dict[tuple[str, str], float] = {}
 
 def device_peak_gflops(device: str, dtype: str) -> float:
     """This device's matmul throughput (2048² product), measured once per process: the denominator of
-    `fraction_of_peak` (nanoGPT's estimate_mfu uses a datasheet figure; a CPU has none we can trust)."""
+    `fraction_of_peak` (nanoGPT's estimate_mfu uses a datasheet figure; a CPU has none we can trust).
+
+    On CPU the fp32 peak is used for every dtype: without native fp16 units a 2048² half-precision product
+    runs at well under 1 GFLOP/s here (a minute per measurement), far below what the model's kernels reach.
+    """
+    if device != "cuda":
+        dtype = "float32"
     if (device, dtype) not in _PEAKS:
         _PEAKS[device, dtype] = measure_matmul_peak_gflops(device=device, dtype=DTYPES[dtype])
     return _PEAKS[device, dtype]
