@@ -29,3 +29,14 @@ def test_model_cache_reuses_a_model_across_seq_len_and_rebuilds_on_change():
     a = cache.get(load_point([*FAST, "seq_len=64"]), "cpu")
     assert cache.get(load_point([*FAST, "seq_len=256", "mode=train"]), "cpu") is a
     assert cache.get(load_point([*FAST, "seq_len=64", "attention_impl=math"]), "cpu") is not a
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("model", ["vanilla", "lrt_linformer"])
+def test_cuda_point_uses_device_counters(model, dtype):
+    cfg = load_point([*FAST, f"model={model}", "device=cuda", f"dtype={dtype}", "mode=train", "seq_len=512"])
+    row = measure_point(cfg)
+    assert row["status"] == "ok" and row["device"] == "cuda" and row["memory_method"] == "cuda_max_allocated"
+    assert row["peak_mem_mb"] > 0 and "gpu=" in row["energy_source"]
