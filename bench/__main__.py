@@ -24,11 +24,10 @@ Overrides use Hydra's grammar: key=value, key=a,b,c, key=range(start,stop,step);
 def _run(overrides: list[str]) -> None:
     import json
 
-    from bench.config import load_point
+    from bench.config import load_point, point_key
     from bench.measure import machine_identity
     from bench.point import measure_point, resolve_device
     from bench.sweep import record_for
-    from bench.config import point_key
 
     cfg = load_point(overrides)
     key = point_key(cfg, machine_identity(resolve_device(cfg.device)))
