@@ -23,6 +23,7 @@ Overrides use Hydra's grammar: key=value, key=a,b,c, key=range(start,stop,step);
 
 def _run(overrides: list[str]) -> None:
     import json
+    import time
 
     from bench.config import load_point, point_key
     from bench.measure import machine_identity
@@ -31,11 +32,12 @@ def _run(overrides: list[str]) -> None:
 
     cfg = load_point(overrides)
     key = point_key(cfg, machine_identity(resolve_device(cfg.device)))
+    start = time.perf_counter()
     try:
         outcome = measure_point(cfg)
     except Exception as error:  # noqa: BLE001 - a failed measurement is a result, reported like a sweep's row
         outcome = {"status": "error", "error": f"{type(error).__name__}: {error}"}
-    row = record_for(cfg, key, outcome, outcome.get("wall_s") or 0.0)
+    row = record_for(cfg, key, outcome, time.perf_counter() - start)
     if cfg.format == "json":
         print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}, default=str))
     else:

@@ -9,6 +9,7 @@ record atomically, so parallel jobs writing one results folder never corrupt it.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -30,9 +31,10 @@ def run_job(node: DictConfig) -> str:
     points_dir = sweep_dir_of(cfg) / results.POINTS_DIRNAME
     if not cfg.overwrite and results.point_status(points_dir, key) == "ok":
         return "skipped"
+    start = time.perf_counter()
     with Worker() as worker:
         outcome = worker.measure(cfg, cfg.timeout_s)
-    row = record_for(cfg, key, outcome, float(outcome.get("wall_s") or 0.0))
+    row = record_for(cfg, key, outcome, time.perf_counter() - start)
     results.write_point(points_dir, row)
     return row["status"]
 

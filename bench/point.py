@@ -16,6 +16,7 @@ from torch import nn
 
 from bench.config import BenchConfig
 from bench.measure import (
+    achieved_gflops,
     collect_env,
     make_inputs,
     make_step,
@@ -102,6 +103,13 @@ def identity_row(cfg: BenchConfig) -> dict[str, Any]:
     }
 
 
+def provenance(device: str) -> dict[str, Any]:
+    """Where and with what a row was measured (failed rows get it too, from the sweep's process)."""
+    env = collect_env(device)
+    return {k: env[k] for k in ("timestamp", "torch_version", "device_name", "cpu_model", "git_sha",
+                                "codecarbon_version", "python_version")}
+
+
 def measure_point(cfg: BenchConfig, cache: ModelCache | None = None) -> dict[str, Any]:
     """Every figure of one point. Exceptions propagate: the caller records them in the row."""
     start = time.perf_counter()
@@ -124,15 +132,12 @@ def measure_point(cfg: BenchConfig, cache: ModelCache | None = None) -> dict[str
                                   country_iso_code=cfg.country_iso_code, pue=cfg.pue, device=device).as_row())
     measure_s = time.perf_counter() - measure_start
     report = getattr(model, "factorization_report", None)
-    achieved = flops / (latency.median_ms / 1e3) / 1e9
+    achieved = achieved_gflops(flops, latency.median_ms / 1e3)
     peak = device_peak_gflops(device, cfg.dtype)
-    env = collect_env(device)
     row.update(
         status="ok", error=None, params=count_params(model), flops=flops, achieved_gflops=achieved,
         device_peak_gflops=peak, fraction_of_peak=achieved / peak,
         dense_fallback_layers=len(report.kept_dense) if report else 0,
-        measure_s=measure_s, wall_s=time.perf_counter() - start,
-        **{k: env[k] for k in ("timestamp", "torch_version", "device_name", "cpu_model", "git_sha",
-                               "codecarbon_version", "python_version")},
+        measure_s=measure_s, wall_s=time.perf_counter() - start, **provenance(device),
     )
     return row

@@ -57,12 +57,13 @@ def plan(points: list[BenchConfig], base: BenchConfig) -> tuple[list[tuple[str, 
 
 def record_for(cfg: BenchConfig, key: str, outcome: dict[str, Any], wall_s: float) -> dict[str, Any]:
     """A schema row: the worker's figures, or the identity and analytic figures of a failed point."""
-    from bench.point import identity_row
+    from bench.point import identity_row, provenance, resolve_device
 
-    row = results.blank_record(**identity_row(cfg))
-    row.update(outcome)
-    if outcome.get("status") != "ok":
-        row.update(_analytic_figures(cfg), wall_s=wall_s)
+    if outcome.get("status") == "ok":
+        row = results.blank_record(**outcome)  # the worker's row already holds identity and provenance
+    else:
+        row = results.blank_record(**{**identity_row(cfg), **_analytic_figures(cfg),
+                                      **provenance(resolve_device(cfg.device)), **outcome, "wall_s": wall_s})
     row.update(point_key=key, config_hash=key, sweep_name=cfg.name,
                country_iso_code=row.get("country_iso_code") or cfg.country_iso_code)
     return row

@@ -79,8 +79,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or _UNKNOWN
 
 
+@cache
 def git_sha() -> str:
-    """Short commit of the project checkout this code runs from; "unknown" if there is none."""
+    """Short commit of the project checkout this code runs from; "unknown" if there is none.
+
+    Read once per process: a worker measures many points, and a subprocess per point is wasted I/O."""
     return _run(["git", "-C", str(_PROJECT_ROOT), "rev-parse", "--short", "HEAD"]) or _UNKNOWN
 
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-import torch
+from bench.measure.workload import MODES
 
-MODES = ("inference", "train")
 # Training step = forward + backward, and backward ≈ 2× forward (gradients w.r.t. activations and weights):
 # Kaplan et al. 2020 (arXiv 2001.08361) §2.1, Narayanan et al. 2021 (arXiv 2104.04473) §5.1.
 TRAIN_FLOPS_MULTIPLIER = 3

@@ -52,8 +52,12 @@ def test_git_sha_is_the_checkout_head():
 def test_git_sha_outside_a_checkout_is_unknown(tmp_path, monkeypatch):
     monkeypatch.setattr(env, "_PROJECT_ROOT", tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # don't find a repo above
-    assert env.git_sha() == "unknown"
-    assert collect_env()["git_dirty"] is None
+    env.git_sha.cache_clear()  # read once per process: forget this checkout's sha for the test
+    try:
+        assert env.git_sha() == "unknown"
+        assert collect_env()["git_dirty"] is None
+    finally:
+        env.git_sha.cache_clear()
 
 
 def test_machine_identity_is_short_stable_and_changes_with_torch(monkeypatch):

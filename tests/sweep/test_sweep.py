@@ -63,6 +63,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert (df.xs(64, level="seq_len")["status"] == "ok").all()
     assert df.xs(256, level="seq_len")["error"].str.contains("injected failure").all()
     assert df.xs(256, level="seq_len")["flops"].notna().all()  # analytic figures survive a failure
+    assert df.xs(256, level="seq_len")["device_name"].notna().all()  # and so does provenance
     # A re-run retries the failed points (and only those).
     proc = bench("sweep", *FAST, f"results_dir={tmp_path}", "energy=false")
     assert "3 already measured, 3 to run" in proc.stdout
