@@ -102,9 +102,12 @@ def _parse(overrides: list[str]) -> list:
     parser, parsed = OverridesParser.create(), []
     for line in overrides:
         try:
-            parsed += parser.parse_overrides([line])
-        except HydraException as error:
+            override = parser.parse_overrides([line])[0]
+            if override.is_discrete_sweep():
+                list(override.sweep_string_iterator())  # range(a,b,0) fails only when expanded
+        except (HydraException, ValueError) as error:
             raise ConfigError(f"{line}: malformed override ({_one_line(error)})") from None
+        parsed.append(override)
     return parsed
 
 

@@ -37,6 +37,7 @@ def test_point_key_depends_on_config_and_machine():
     (["seq_lenn=4"], "seq_lenn=4: unknown key 'seq_lenn' (did you mean seq_len?)"),
     (["batch_size=abc"], "batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
     (["seq_len=range(1,"], "seq_len=range(1,: malformed override"),
+    (["seq_len=range(64,4097,0)"], "seq_len=range(64,4097,0): malformed override (range() arg 3 must not be zero)"),
     (["model=lrt", "rank=0"], "rank=0: must be a positive int"),
     (["model=linformer", "linformer_k=5000"], "linformer_k=5000: must be an int in [1, max_seq_len=4096]"),
     (["device=cuda"], "device='cuda': no CUDA GPU is visible"),
